@@ -86,6 +86,23 @@ def _gpt2_is_cached(repo: str) -> bool:
                for f in ("model.safetensors", "pytorch_model.bin"))
 
 
+def _load_checkpoint_folder(folder: Path, device: str) -> HookedTransformer:
+    """`from_pretrained` for a folder: TransformerLens 3.x's own `from_pretrained` insists on an
+    official model name, but its config and weight converters accept a path, so use those with
+    the same weight processing (fold LayerNorm, centre writing weights and unembedding)."""
+    from transformer_lens import loading_from_pretrained as loading
+    from transformers import AutoTokenizer
+
+    cfg = loading.get_pretrained_model_config(str(folder), fold_ln=True, device=device)
+    state = loading.get_pretrained_state_dict(str(folder), cfg)
+    model = HookedTransformer(cfg, tokenizer=AutoTokenizer.from_pretrained(str(folder)),
+                              move_to_device=False)
+    model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
+                                      center_unembed=True, fold_value_biases=True)
+    model.move_model_modules_to_device()
+    return model
+
+
 def load_model(name: str = EMBEDDED, device: str | None = None) -> HookedTransformer:
     """Load `embedded`, `gpt2-small` (from the local Hugging Face cache; never downloads), or a
     local Hugging Face checkpoint folder. Raises ModelUnavailableError with a one-line reason."""
@@ -108,7 +125,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None) -> HookedTransfo
     elif Path(name).is_dir():
         if not (Path(name) / "config.json").exists():
             raise ModelUnavailableError(f"{name}: not a Hugging Face checkpoint (no config.json)")
-        model = HookedTransformer.from_pretrained(str(Path(name).resolve()), device=device)
+        model = _load_checkpoint_folder(Path(name).resolve(), device)
         model.patchgrade_hash = f"dir:{Path(name).resolve()}"
     else:
         raise ModelUnavailableError(
