@@ -119,11 +119,10 @@ def _stubs(nb):
     ns = _stub_namespace()
     for cell in nb.cells:
         if cell.cell_type == "code" and "NotImplementedError" in cell.source:
-            exec(cell.source, ns)
-            tree = ast.parse(cell.source)
-            for node in tree.body:
-                if isinstance(node, ast.FunctionDef):
-                    yield node.name, ns[node.name], len(node.args.args)
+            defs = [n for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
+            exec(compile(ast.Module(body=defs, type_ignores=[]), "<stub>", "exec"), ns)
+            for node in defs:
+                yield node.name, ns[node.name], len(node.args.args)
 
 
 def test_every_stub_raises_a_helpful_not_implemented_error():
