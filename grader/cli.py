@@ -1,0 +1,87 @@
+"""The command line: the only module that prints or chooses an exit code.
+
+    grade SUBMISSION.ipynb [--model NAME] [--json PATH] [--html PATH] [--config TOML] [--include-given]
+
+Exit status 0 when grading completed, whatever the score (a malformed notebook is graded 0 with
+its reason); 2 when the grader itself could not work (model unavailable, bad config, no sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+GRADER_FAILED = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grade", description="Grade an 'Activation Patching on IOI' notebook.")
+    p.add_argument("submission", type=Path, help="the student's .ipynb")
+    p.add_argument("--model", default="embedded",
+                   help="embedded (default, offline), gpt2-small (from the local HF cache) or a checkpoint folder")
+    p.add_argument("--json", type=Path, help="write the result JSON (Gradescope's results.json schema) here")
+    p.add_argument("--html", type=Path, help="write the HTML feedback report here")
+    p.add_argument("--config", type=Path, help="assignment settings (TOML): sections, bonus, seed, ...")
+    p.add_argument("--include-given", action="store_true", help="also grade the lab's given functions")
+    p.add_argument("--reveal", choices=["full", "summary", "status"], default=None,
+                   help="how much of the expected values the HTML report shows (default: full)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the total")
+    return p
+
+
+def print_summary(result, quiet: bool = False, out=sys.stdout) -> None:
+    from .checks import SECTION_TITLES
+
+    if not quiet:
+        prov = result.provenance
+        print(f"patchgrade {prov['grader_version']}: {result.submission} on model {prov['model']}", file=out)
+        for p in result.problems:
+            print(f"  ! {p}", file=out)
+        section = None
+        for t in result.tests:
+            if t.section != section:
+                section = t.section
+                s = result.sections[section]
+                bonus = " (bonus)" if s["bonus"] else ""
+                print(f"\n{SECTION_TITLES[section]}{bonus}: {s['score']:g} / {s['max_score']:g}", file=out)
+            mark = "PASSED" if t.status == "passed" else "FAILED"
+            line = f"  {mark} {t.number:<4} {t.name:<62} {t.score:g}/{t.max_score:g}"
+            if t.status != "passed":
+                line += f"  {(t.diagnosis or t.output).splitlines()[0][:110]}"
+            print(line, file=out)
+        print(file=out)
+    print(f"Total: {result.score:g} / {result.max_score:g}  ({result.execution_seconds:.1f} s)", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    from reference.models import ModelUnavailableError
+
+    from .config import AssignmentConfig, ConfigError, GIVEN_FUNCTIONS
+    from .pipeline import grade_notebook, prepare
+    from .sandbox.runner import SandboxStartError
+    try:
+        overrides = {"given_functions": GIVEN_FUNCTIONS} if args.include_given else {}
+        config = (AssignmentConfig.from_toml(args.config, **overrides) if args.config
+                  else AssignmentConfig(**overrides))
+        ref = prepare(args.model, config)
+        result = grade_notebook(args.submission, ref)
+    except (ModelUnavailableError, ConfigError, SandboxStartError) as exc:
+        print(f"grade: error: {exc}", file=sys.stderr)
+        return GRADER_FAILED
+    if args.json:
+        result.write_json(args.json)
+    if args.html:
+        from .report import write_html
+        write_html(result, args.html, reveal=args.reveal or "full")
+    print_summary(result, args.quiet)
+    if not args.quiet:
+        print(f"(total wall time {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
