@@ -106,8 +106,9 @@ CHECKS: list[CheckSpec] = [
     CheckSpec("exercise_2", "patch_residual_at_positions", "layer 0 at S2 and END logits", 1.5,
               lambda i: {"example": _ex(i.examples[3]), "layer": 0,
                          "positions": [i.positions(3)["S2"], i.positions(3)["END"]]}),
-    CheckSpec("exercise_2", "patch_residual_at_positions", "last layer at IO logits", 1.5,
-              lambda i: {"example": _ex(i.examples[4]), "layer": _last(i), "positions": [i.positions(4)["IO"]]}),
+    # Clean and corrupted prompts agree before S2, so only positions from S2 on can tell.
+    CheckSpec("exercise_2", "patch_residual_at_positions", "last layer at END logits", 1.5,
+              lambda i: {"example": _ex(i.examples[4]), "layer": _last(i), "positions": [i.positions(4)["END"]]}),
     CheckSpec("exercise_2", "compute_position_patching_effects", "held-out prompt map", 4,
               lambda i: {"example": _ex(i.examples[5])}, atol=2e-3, rtol=1e-3),
     # Exercise 3

@@ -128,8 +128,18 @@ class WorkerProcess:
             raise ValueError("the result file is missing")
         if path.stat().st_size > MAX_ARRAY_BYTES:
             raise ValueError("the result is too large")
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
-        return np.array(arr)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+        if dtype.hasobject:
+            raise ValueError("the result holds Python objects")
+        needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if path.stat().st_size - data_start != needed:
+            raise ValueError("the result file's header does not match its size")
+        return np.load(path, allow_pickle=False)
 
     def kill(self) -> None:
         if getattr(self, "proc", None) is None:

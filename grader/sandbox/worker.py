@@ -118,7 +118,7 @@ class Worker:
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
             return {"kind": "other", "type": kind}
         path = os.path.join(self.workdir, "out", f"{call_id}.npy")
-        np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+        np.save(path, np.require(arr, requirements="C"), allow_pickle=False)  # keeps 0-d
         return {"kind": "array", "type": kind, "file": f"{call_id}.npy", "shape": list(arr.shape),
                 "dtype": str(arr.dtype)}
 
