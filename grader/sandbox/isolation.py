@@ -172,7 +172,7 @@ class Cgroups:
 
     def kill_all(self) -> None:
         """cgroup v1 has no cgroup.kill: loop until every process in the group is gone."""
-        for _ in range(50):
+        for _ in range(250):
             pids = set()
             for d in self.dirs:
                 try:
