@@ -115,6 +115,10 @@ def _evaluate(ref: Reference, pc: PreparedCheck, raw: RawResult, timeout: float)
     details = {k: v for k, v in (("max_abs_diff", result.max_abs), ("mismatched", result.mismatched),
                                  ("total", result.total)) if v}
     arrays = _small_arrays(pc.expected, raw.value)
+    if arrays and spec.function == "compute_position_patching_effects":
+        arrays["xlabels"] = [f"{i}:{t}" for i, t in enumerate(ref.model.to_str_tokens(pc.recipe["example"]["clean"]))]
+    if arrays and spec.function == "compute_name_mover_scores":
+        arrays["xlabels"], arrays["ylabels"] = ["IO", "S1", "S2"], [f"L{l}H{h}" for l, h in pc.recipe["heads"]]
     if result.passed:
         return CheckResult(score=spec.points, status="passed", reason="ok", output="correct", details=details,
                            arrays=arrays, **base)

@@ -59,6 +59,7 @@ class SubmissionResult:
 
     def write_json(self, path: Path) -> None:
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1))
         tmp.replace(path)
