@@ -42,7 +42,7 @@ class SubmissionResult:
         return {
             "score": round(self.score, 4),
             "max_score": self.max_score,
-            "execution_time": round(self.execution_seconds, 2),
+            "execution_time": round(self.execution_seconds),
             "output": summary_text(self),
             "visibility": "visible",
             "stdout_visibility": "hidden",

@@ -24,7 +24,7 @@ def _png(fig) -> bytes:
 
 def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
             xticklabels: Sequence[str] | None = None, vmax: float | None = None,
-            annotate: bool = True) -> bytes:
+            annotate: bool = True, yticklabels: Sequence[str] | None = None) -> bytes:
     """A [rows x cols] heatmap, symmetric colour scale around 0, values written in the cells."""
     matrix = np.asarray(matrix, dtype=float)
     vmax = vmax or max(float(np.nanmax(np.abs(matrix))), 1e-9)
@@ -37,7 +37,10 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
     ax.set_yticks(range(matrix.shape[0]))
     ax.set_xticks(range(matrix.shape[1]))
     if xticklabels is not None:
-        ax.set_xticklabels(xticklabels, rotation=60, ha="right", fontsize=8)
+        ax.set_xticklabels(xticklabels, rotation=60 if len(xticklabels) > 4 else 0,
+                           ha="right" if len(xticklabels) > 4 else "center", fontsize=8)
+    if yticklabels is not None:
+        ax.set_yticklabels(yticklabels, fontsize=8)
     if annotate and matrix.size <= 400:
         for (r, c), v in np.ndenumerate(matrix):
             if np.isfinite(v):
