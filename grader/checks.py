@@ -29,7 +29,6 @@ class CheckSpec:
     atol: float = 1e-3
     rtol: float = 1e-4
     integer: bool = False
-    timeout_s: float = 60.0
 
 
 def _ex(e) -> dict[str, str]:
@@ -151,3 +150,17 @@ CHECKS: list[CheckSpec] = [
 
 def functions_in(sections: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(c.function for c in CHECKS if c.section in sections))
+
+
+def forward_passes(function: str, recipe: dict[str, Any], n_layers: int, n_heads: int, seq: int = 24) -> int:
+    """How many forward passes a plain lab-style implementation needs: the unit of a deadline."""
+    n = min(recipe.get("n_samples", 20), len(recipe.get("dataset", [])))
+    per_example = {"compute_mlp_patching_effects": 2 + n_layers,
+                   "compute_path_patching_effects": 2 + n_layers * n_heads,
+                   "run_patching_experiment": 2 + n_layers * n_heads,
+                   "compute_name_mover_scores": 1}
+    if function in per_example:
+        return max(1, n) * per_example[function]
+    if function == "compute_position_patching_effects":
+        return 2 + n_layers * seq
+    return 3

@@ -1,6 +1,7 @@
 """The command line: the only module that prints or chooses an exit code.
 
     grade SUBMISSION.ipynb [--model NAME] [--json PATH] [--html PATH] [--config TOML] [--include-given]
+    grade batch SUBMISSIONS --out DIR [--workers N] [--force]
 
 Exit status 0 when grading completed, whatever the score (a malformed notebook is graded 0 with
 its reason); 2 when the grader itself could not work (model unavailable, bad config, no sandbox).
@@ -55,7 +56,49 @@ def print_summary(result, quiet: bool = False, out=sys.stdout) -> None:
     print(f"Total: {result.score:g} / {result.max_score:g}  ({result.execution_seconds:.1f} s)", file=out)
 
 
+def _batch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grade batch", description="Grade a cohort of notebooks.")
+    p.add_argument("submissions", type=Path, help="a folder of .ipynb, a folder of per-student folders, or a zip")
+    p.add_argument("--out", type=Path, required=True, help="where results/, reports/, gradebook.csv, cohort.html go")
+    p.add_argument("--workers", type=int, default=2, help="submissions graded at once (default 2)")
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--include-given", action="store_true")
+    p.add_argument("--force", action="store_true", help="regrade everyone, even those already graded")
+    p.add_argument("--reveal", choices=["full", "summary", "status"], default="full")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def batch_main(argv: list[str]) -> int:
+    args = _batch_parser().parse_args(argv)
+    from reference.models import ModelUnavailableError
+
+    from .batch import grade_cohort
+    from .config import AssignmentConfig, ConfigError, GIVEN_FUNCTIONS
+    from .pipeline import prepare
+    from .sandbox.runner import SandboxStartError
+    try:
+        overrides = {"given_functions": GIVEN_FUNCTIONS} if args.include_given else {}
+        config = (AssignmentConfig.from_toml(args.config, **overrides) if args.config
+                  else AssignmentConfig(**overrides))
+        ref = prepare(args.model, config)
+        run = grade_cohort(args.submissions, args.out, ref, workers=args.workers, force=args.force,
+                           reveal=args.reveal, progress=not args.no_progress)
+    except (ModelUnavailableError, ConfigError, SandboxStartError, FileNotFoundError) as exc:
+        print(f"grade batch: error: {exc}", file=sys.stderr)
+        return GRADER_FAILED
+    rate = run.graded / run.seconds * 60 if run.seconds and run.graded else 0.0
+    print(f"{len(run.student_ids)} submissions: {run.graded} graded, {run.skipped} already done; "
+          f"{run.seconds:.1f} s ({rate:.0f} per minute)")
+    print(f"gradebook: {args.out / 'gradebook.csv'}\ndashboard: {args.out / 'cohort.html'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "batch":
+        return batch_main(argv[1:])
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     from reference.models import ModelUnavailableError

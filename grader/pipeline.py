@@ -6,8 +6,10 @@ once per model and config (`prepare`), and never sent to the sandbox.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ class PreparedCheck:
     number: str
     recipe: dict[str, Any]
     expected: Any
+    timeout_s: float
     mistake_outputs: list | None = None   # computed on the first failure, then reused
 
     @property
@@ -51,8 +54,13 @@ class Reference:
     model_name: str
     config: AssignmentConfig
     checks: list[PreparedCheck] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # mistakes hook the shared model
 
     def mistakes_for(self, pc: PreparedCheck) -> list:
+        with self.lock:
+            return self._mistakes_for(pc)
+
+    def _mistakes_for(self, pc: PreparedCheck) -> list:
         if pc.mistake_outputs is None:
             pc.mistake_outputs = []
             for mistake in MISTAKES.get(pc.spec.function, []):
@@ -69,6 +77,7 @@ def prepare(model_name: str = "embedded", config: AssignmentConfig | None = None
     model = model or load_model(model_name, device="cpu")
     inputs = Inputs(model, config.seed)
     ref = Reference(model, model_name, config)
+    forward_s = _time_forward(model, inputs)
     per_section: dict[str, int] = {}
     for spec in config.checks():
         section_no = checks_mod.SECTIONS.index(spec.section) + 1
@@ -76,8 +85,25 @@ def prepare(model_name: str = "embedded", config: AssignmentConfig | None = None
         recipe = spec.recipe(inputs)
         args = build_args(model, spec.function, recipe)
         expected = as_plain(getattr(reference_graded, spec.function)(*args))
-        ref.checks.append(PreparedCheck(spec, f"{section_no}.{per_section[spec.section]}", recipe, expected))
+        passes = checks_mod.forward_passes(spec.function, recipe, model.cfg.n_layers, model.cfg.n_heads)
+        timeout = max(MIN_TIMEOUT_S, DEADLINE_FACTOR * passes * forward_s) * config.timeout_scale
+        ref.checks.append(PreparedCheck(spec, f"{section_no}.{per_section[spec.section]}", recipe, expected, timeout))
     return ref
+
+
+MIN_TIMEOUT_S = 8.0
+DEADLINE_FACTOR = 25  # a check may take 25x what a plain lab-style loop needs on this machine
+
+
+def _time_forward(model, inputs: Inputs) -> float:
+    """Seconds for one hooked forward pass of a held-out prompt: deadlines scale with the model."""
+    tokens = model.to_tokens(inputs.examples[0].clean)
+    hook = [("blocks.0.hook_resid_post", lambda act, hook: act)]
+    model.run_with_hooks(tokens, fwd_hooks=hook)
+    start = time.perf_counter()
+    for _ in range(5):
+        model.run_with_hooks(tokens, fwd_hooks=hook)
+    return (time.perf_counter() - start) / 5
 
 
 def _signature(function: str) -> str:
@@ -172,8 +198,9 @@ def provenance(ref: Reference, isolation: list[str], restarts: int) -> dict[str,
             "isolation": isolation, "worker_restarts": restarts}
 
 
-def grade_notebook(path: Path, ref: Reference) -> SubmissionResult:
-    """Grade one notebook against a prepared reference. Never raises for a bad submission."""
+def grade_notebook(path: Path, ref: Reference, factory=None) -> SubmissionResult:
+    """Grade one notebook against a prepared reference. Never raises for a bad submission.
+    `factory` makes sandbox workers (a warm pool's fork); by default each is a fresh process."""
     start = time.perf_counter()
     problems: list[str] = []
     tests: list[CheckResult] = []
@@ -190,10 +217,10 @@ def grade_notebook(path: Path, ref: Reference) -> SubmissionResult:
         problems += [f"code cell {p.cell}, line {p.line}: {p.message}; this cell was skipped"
                      for p in extraction.syntax_errors]
         session = SandboxSession(ref.model_name, extraction.chunks, ref.config.graded_functions,
-                                 limits=ref.config.limits)
+                                 limits=ref.config.limits, factory=factory)
         try:
             for i, pc in enumerate(ref.checks):
-                timeout = pc.spec.timeout_s * ref.config.timeout_scale
+                timeout = pc.timeout_s
                 if pc.spec.function not in extraction.defined:
                     raw = RawResult("missing")
                 else:
@@ -207,5 +234,10 @@ def grade_notebook(path: Path, ref: Reference) -> SubmissionResult:
                      for i, why in session.excluded.items()]
         isolation, restarts = session.isolation, session.restarts
     score, max_score, sections = _section_totals(tests, ref.config.bonus_sections)
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        digest = ""
     return SubmissionResult(str(path), score, max_score, tuple(tests), sections, tuple(problems),
-                            provenance(ref, isolation, restarts), time.perf_counter() - start)
+                            provenance(ref, isolation, restarts), time.perf_counter() - start,
+                            submission_sha256=digest, student_seconds=sum(t.seconds for t in tests))

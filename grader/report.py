@@ -94,3 +94,15 @@ def write_html(result: SubmissionResult, path: Path, reveal: str = "full") -> No
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(render_html(result, reveal), encoding="utf-8")
     tmp.replace(path)
+
+
+def render_cohort(stats: dict, n_students: int) -> str:
+    """The cohort dashboard: score histogram, pass rate per check, common mistakes, errors, slowest."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.hist(stats["scores"], bins=min(20, max(5, len(stats["scores"]))), color="#4393c3", edgecolor="white")
+    ax.set_xlabel(f"score (max {stats['max_score']:g}, bonus can exceed it)")
+    ax.set_ylabel("students")
+    histogram = _b64(plots._png(fig))
+    return _env.get_template("cohort.html.j2").render(s=stats, n_students=n_students, histogram=histogram)

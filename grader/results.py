@@ -36,6 +36,8 @@ class SubmissionResult:
     problems: tuple[str, ...]            # notebook-level: unreadable file, syntax errors, ...
     provenance: dict[str, Any]
     execution_seconds: float = 0.0
+    submission_sha256: str = ""
+    student_seconds: float = 0.0         # time spent inside the student's functions
 
     def to_json(self) -> dict[str, Any]:
         """Gradescope's results.json fields, plus our own under extra_data."""
@@ -53,7 +55,9 @@ class SubmissionResult:
                 "extra_data": {"reason": t.reason, "diagnosis": t.diagnosis, "fix": t.fix,
                                "seconds": round(t.seconds, 4), **t.details},
             } for t in self.tests],
-            "extra_data": {"submission": self.submission, "sections": self.sections,
+            "extra_data": {"submission": self.submission, "submission_sha256": self.submission_sha256,
+                           "execution_seconds": round(self.execution_seconds, 3),
+                           "student_seconds": round(self.student_seconds, 3), "sections": self.sections,
                            "problems": list(self.problems), "provenance": self.provenance},
         }
 

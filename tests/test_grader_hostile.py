@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(landlock_abi() < 6, reason="needs Landlock signa
 
 @pytest.fixture(scope="module")
 def ref(model):
-    return prepare("embedded", AssignmentConfig(timeout_scale=0.25), model=model)
+    return prepare("embedded", AssignmentConfig(timeout_scale=0.5), model=model)
 
 
 def _hostile(secret_path: str) -> str:

@@ -102,6 +102,7 @@ class Limits:
 def child_setup(limits: Limits, cgroup_procs: list[str]) -> None:
     """Runs in the forked child before exec (keep it async-signal-simple: no imports)."""
     os.setsid()
+    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the grader, even on kill -9
     for procs in cgroup_procs:
         try:
             with open(procs, "w") as f:
@@ -187,6 +188,28 @@ class Cgroups:
                 except OSError:
                     pass
             time.sleep(0.02)
+
+    @staticmethod
+    def reap_stale() -> int:
+        """Kill and remove cgroups left by a grader that was itself killed (kill -9)."""
+        removed = 0
+        for controller in ("pids", "memory"):
+            base = _own_cgroup(controller)
+            if base is None:
+                continue
+            for d in base.glob("patchgrade-*"):
+                try:
+                    owner = int(d.name.split("-")[1])
+                    os.kill(owner, 0)
+                    continue  # its grader is alive
+                except (ValueError, IndexError):
+                    continue
+                except ProcessLookupError:
+                    pass
+                stale = Cgroups(Limits(), [d])
+                stale.remove()
+                removed += 1
+        return removed
 
     def remove(self) -> None:
         self.kill_all()

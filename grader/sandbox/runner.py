@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,6 +29,15 @@ from .isolation import Cgroups, Limits, child_setup
 REPO = Path(__file__).resolve().parents[2]
 MAX_LINE = 4 << 20
 MAX_ARRAY_BYTES = 256 << 20
+
+
+def worker_env(home: Path) -> dict[str, str]:
+    """A clean environment: nothing of the grader's own leaks into the sandbox."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(home),
+            "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg", "TQDM_DISABLE": "1",
+            "OMP_NUM_THREADS": os.environ.get("PATCHGRADE_WORKER_THREADS", "1"),
+            "HF_HOME": os.environ.get("HF_HOME", str(Path.home() / ".cache/huggingface"))}
 
 
 class WorkerDied(RuntimeError):
@@ -40,6 +50,9 @@ class SandboxStartError(RuntimeError):
 
 @dataclass
 class WorkerProcess:
+    """A worker started as a fresh Python process (one `grade`): slow to start, fully separate.
+    Talks JSON lines on the worker's stdin, reads size-capped JSON lines from a private pipe
+    and arrays from its work dir."""
     model: str
     limits: Limits = field(default_factory=Limits)
     start_timeout: float = 120.0
@@ -50,23 +63,29 @@ class WorkerProcess:
         self.cgroups = Cgroups(self.limits).create()
         read_fd, write_fd = os.pipe()
         self.log = open(self.workdir / "worker.log", "wb")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir),
-               "TMPDIR": str(self.workdir), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
-               "OMP_NUM_THREADS": os.environ.get("PATCHGRADE_WORKER_THREADS", "1"),
-               "TQDM_DISABLE": "1", "HF_HOME": os.environ.get("HF_HOME", str(Path.home() / ".cache/huggingface"))}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "grader.sandbox.worker", "--model", self.model, "--workdir",
              str(self.workdir), "--fd", str(write_fd), "--repo", str(REPO)],
             stdin=subprocess.PIPE, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-            env=env, cwd=self.workdir, preexec_fn=partial(child_setup, self.limits, self.cgroups.procs_files))
+            env=worker_env(self.workdir), cwd=self.workdir,
+            preexec_fn=partial(child_setup, self.limits, self.cgroups.procs_files))
         os.close(write_fd)
+        self._open(read_fd)
+        self._await_ready(self.start_timeout)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _open(self, read_fd: int) -> None:
         self.reader = os.fdopen(read_fd, "rb", buffering=0)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.reader, selectors.EVENT_READ)
         self.buffer = b""
+
+    def _await_ready(self, timeout: float) -> None:
         try:
-            ready = self.receive(self.start_timeout)
+            ready = self.receive(timeout)
         except WorkerDied as exc:
             log = self.log_tail()
             self.kill()
@@ -75,7 +94,6 @@ class WorkerProcess:
             self.kill()
             raise SandboxStartError(f"the sandbox worker sent {ready} instead of 'ready'")
         self.isolation = ready["isolation"] + self.cgroups.active
-        return self
 
     def send(self, msg: dict) -> None:
         try:
@@ -92,7 +110,7 @@ class WorkerProcess:
             if left <= 0:
                 raise WorkerDied(f"no answer within {timeout:.0f} s (a hang or an endless loop?)")
             if not self.selector.select(min(left, 0.5)):
-                if self.proc.poll() is not None:
+                if not self.alive():
                     raise WorkerDied(self._death("it exited"))
                 continue
             chunk = self.reader.read(1 << 16)
@@ -196,10 +214,14 @@ class SandboxSession:
     excluded: dict[int, str] = field(default_factory=dict)  # chunk index -> why it was dropped
     isolation: list[str] = field(default_factory=list)
     restarts: int = 0
+    factory: Callable[[], WorkerProcess] | None = None   # a warm pool's fork; else a fresh process
+
+    def _new_worker(self) -> WorkerProcess:
+        return self.factory() if self.factory else WorkerProcess(self.model, self.limits).start()
 
     def _start(self) -> WorkerProcess:
         for _ in range(len(self.chunks) + 1):
-            worker = WorkerProcess(self.model, self.limits).start()
+            worker = self._new_worker()
             self.isolation = worker.isolation
             live = [c for i, c in enumerate(self.chunks) if i not in self.excluded]
             index = [i for i in range(len(self.chunks)) if i not in self.excluded]
