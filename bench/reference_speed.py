@@ -89,8 +89,17 @@ def lab_positions(model, dataset):
     return np.mean(maps, axis=0)
 
 
+def normaliser(model, dataset) -> float:
+    """The smallest |clean - corrupted| logit difference: effects divide by it, so float32
+    rounding in the logits is amplified by 1/this in the effects."""
+    eff = patching.mlp_effects(model, dataset)
+    return float(np.abs(eff.clean_ld - eff.corrupted_ld).min())
+
+
 def bench_model(label, model, dataset) -> dict:
-    rows = {}
+    gap = normaliser(model, dataset)
+    print(f"{label}: smallest |clean - corrupted| logit diff {gap:.3g} (effect rounding is amplified by 1/that)")
+    rows = {"min_normaliser": gap}
     sweeps = {
         "head sweep": (lambda: lab_loops.head_sweep(model, dataset, len(dataset)),
                        lambda: tl_heads(model, dataset),

@@ -61,9 +61,14 @@ def patched_logits(
     layer = hook_layer(hook_name)
     n_patch, n_ex = masks.shape[0], source.shape[0]
     direct = hook_name.endswith(("hook_resid_pre", "hook_resid_post"))
+    skip_attention = (hook_name == f"blocks.{layer}.attn.hook_z" and readout == "last"
+                      and _linear_attention_output(model, layer, clean_cache))
     if direct:
         start_layer = layer + 1 if hook_name.endswith("hook_resid_post") else layer
         base = clean_cache[hook_name]
+    elif skip_attention:
+        start_layer = layer + 1
+        base = clean_cache[f"blocks.{layer}.hook_resid_mid"]
     else:
         start_layer = layer
         base = clean_cache[f"blocks.{layer}.hook_resid_pre"]
@@ -79,6 +84,8 @@ def patched_logits(
         hooks: list[tuple[str, Callable]] = []
         if direct:
             resid = torch.where(row_masks, row_source, resid)
+        elif skip_attention:
+            resid = _after_patched_heads(model, layer, resid, clean_cache[hook_name][b_idx], row_masks, row_source)
         else:
             hooks.append((hook_name, lambda act, hook, m=row_masks, s=row_source: torch.where(m, s, act)))
         for name, value in frozen.items():
@@ -93,6 +100,25 @@ def patched_logits(
         outputs.append(logits[:, 0] if readout == "last" else logits)
     out = torch.cat(outputs)
     return out.reshape(n_patch, n_ex, *out.shape[1:])
+
+
+def _linear_attention_output(model: HookedTransformer, layer: int, cache) -> bool:
+    """A hook_z patch only changes attn_out = z @ W_O + b_O, so the patched layer's attention
+    need not be recomputed, when the block is the usual sequential one and we have what we need."""
+    block = model.blocks[layer]
+    return (not model.cfg.parallel_attn_mlp and not model.cfg.attn_only and not model.cfg.use_attn_result
+            and hasattr(block, "ln2") and hasattr(block, "apply_mlp")
+            and f"blocks.{layer}.hook_resid_mid" in cache and f"blocks.{layer}.attn.hook_z" in cache)
+
+
+def _after_patched_heads(model, layer, resid_mid, clean_z, masks, source) -> Tensor:
+    """resid_post of `layer` when some heads' z is replaced: the clean resid_mid plus the change
+    those heads write through W_O, then the block's MLP (and its hooks) as usual."""
+    block = model.blocks[layer]
+    delta = torch.where(masks, source, clean_z) - clean_z
+    resid_mid = resid_mid + torch.einsum("bphd,hdm->bpm", delta, block.attn.W_O)
+    mlp_out = block.hook_mlp_out(block.apply_mlp(block.ln2(resid_mid)))
+    return block.hook_resid_post(resid_mid + mlp_out)
 
 
 # --- Masks for each patching kind ------------------------------------------------------------
@@ -133,15 +159,30 @@ class Group:
     wrongs: Tensor
 
 
+def token_lists(model: HookedTransformer, texts: Sequence[str]) -> list[list[int]]:
+    """`model.to_tokens(text)[0]` for many texts in one tokenizer call (no padding)."""
+    cfg, tok = model.cfg, model.tokenizer
+    if cfg.default_prepend_bos and not cfg.tokenizer_prepends_bos:
+        texts = [tok.bos_token + t for t in texts]
+    ids = tok(list(texts), truncation=True, max_length=cfg.n_ctx)["input_ids"]
+    if not cfg.default_prepend_bos and cfg.tokenizer_prepends_bos:
+        ids = [i[1:] if i and i[0] == tok.bos_token_id else i for i in ids]
+    return ids
+
+
 def tokenize_groups(model: HookedTransformer, examples: Sequence[IOIExample]) -> list[Group]:
     """Batch examples by token length, so no padding can leak into attention."""
     by_len: dict[int, list[int]] = {}
+    ids = token_lists(model, [ex.clean for ex in examples] + [ex.corrupted for ex in examples])
+    single: dict[str, int] = {}
+    for name in {ex.answer for ex in examples} | {ex.wrong_answer for ex in examples}:
+        single[name] = model.to_single_token(name)
     toks = []
     for i, ex in enumerate(examples):
-        clean, corr = model.to_tokens(ex.clean)[0], model.to_tokens(ex.corrupted)[0]
+        clean, corr = torch.tensor(ids[i]), torch.tensor(ids[len(examples) + i])
         if clean.shape != corr.shape:
             raise ValueError(f"clean and corrupted prompts differ in length: {ex.clean!r}")
-        toks.append((clean, corr, model.to_single_token(ex.answer), model.to_single_token(ex.wrong_answer)))
+        toks.append((clean, corr, single[ex.answer], single[ex.wrong_answer]))
         by_len.setdefault(len(clean), []).append(i)
     groups = []
     for idx in by_len.values():
@@ -192,12 +233,11 @@ def run_effects(model: HookedTransformer, examples: Sequence[IOIExample], plan: 
     effects = np.zeros((len(examples), n_layers, *out_shape))
     clean_ld = np.zeros(len(examples))
     corr_ld = np.zeros(len(examples))
-    filt = _names_filter("hook_resid_pre", "hook_resid_post", *cache_hooks)
+    filt = _names_filter("hook_resid_pre", "hook_resid_mid", "hook_resid_post", *cache_hooks)
     for g in groups:
-        clean_logits, clean_cache = model.run_with_cache(g.clean_tokens, names_filter=filt)
-        corr_logits, corr_cache = model.run_with_cache(g.corrupted_tokens, names_filter=filt)
-        c_ld = logit_diff(clean_logits[:, -1], g.answers, g.wrongs)
-        k_ld = logit_diff(corr_logits[:, -1], g.answers, g.wrongs)
+        clean_logits, clean_cache, corr_logits, corr_cache = _baseline_runs(model, g, filt)
+        c_ld = logit_diff(clean_logits, g.answers, g.wrongs)
+        k_ld = logit_diff(corr_logits, g.answers, g.wrongs)
         for layer in range(n_layers):
             parts = []
             for hook_name, masks, frozen in plan(model, g, layer):
@@ -212,6 +252,16 @@ def run_effects(model: HookedTransformer, examples: Sequence[IOIExample], plan: 
         clean_ld[g.indices] = c_ld.double().cpu().numpy()
         corr_ld[g.indices] = k_ld.double().cpu().numpy()
     return Effects(effects, clean_ld, corr_ld)
+
+
+def _baseline_runs(model: HookedTransformer, g: Group, names_filter):
+    """Clean and corrupted runs as one batch: last-position logits and the two caches."""
+    n = len(g.indices)
+    logits, cache = model.run_with_cache(torch.cat([g.clean_tokens, g.corrupted_tokens]),
+                                         names_filter=names_filter)
+    clean = {k: v[:n] for k, v in cache.items()}
+    corrupted = {k: v[n:] for k, v in cache.items()}
+    return logits[:n, -1], clean, logits[n:, -1], corrupted
 
 
 def _seq(g: Group) -> int:
