@@ -7,6 +7,7 @@ once per model and config (`prepare`), and never sent to the sandbox.
 from __future__ import annotations
 
 import hashlib
+import logging
 import importlib.metadata
 import platform
 import threading
@@ -31,6 +32,8 @@ from .inputs import SIGNATURES, Example, build_args
 from .mistakes import MISTAKES, as_plain
 from .results import CheckResult, SubmissionResult
 from .sandbox.runner import RawResult, SandboxSession
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Reference:
     lock: threading.Lock = field(default_factory=threading.Lock)  # mistakes hook the shared model
 
     def mistakes_for(self, pc: PreparedCheck) -> list:
-        with self.lock:
+        with self.lock, torch.no_grad():  # grad mode is per thread: batch threads start with it on
             return self._mistakes_for(pc)
 
     def _mistakes_for(self, pc: PreparedCheck) -> list:
@@ -67,11 +70,12 @@ class Reference:
                 try:
                     args = build_args(self.model, pc.spec.function, pc.recipe)
                     pc.mistake_outputs.append((mistake, as_plain(mistake.run(*args))))
-                except Exception:  # a mistake that cannot apply to these inputs is just skipped
-                    continue
+                except Exception:  # a mistake that cannot apply to these inputs is skipped
+                    log.debug("mistake %r not applicable to %s", mistake.name, pc.name, exc_info=True)
         return pc.mistake_outputs
 
 
+@torch.no_grad()
 def prepare(model_name: str = "embedded", config: AssignmentConfig | None = None, model=None) -> Reference:
     config = config or AssignmentConfig()
     model = model or load_model(model_name, device="cpu")

@@ -25,6 +25,7 @@ def compute_patching_effect(clean_logit_diff: float, corrupted_logit_diff: float
     return (clean_logit_diff - patched_logit_diff) / (clean_logit_diff - corrupted_logit_diff + 1e-10)
 
 
+@torch.no_grad()
 def _single_patch(model: HookedTransformer, clean_tokens: torch.Tensor, corrupted_cache,
                   hook_name: str, masks: torch.Tensor, clean_cache=None,
                   frozen: Sequence[str] = ()) -> torch.Tensor:

@@ -38,6 +38,7 @@ def hook_layer(hook_name: str) -> int:
     return int(match.group(1))
 
 
+@torch.no_grad()  # never build autograd graphs, whatever the caller's grad mode
 def patched_logits(
     model: HookedTransformer,
     clean_cache: ActivationCache | dict,
@@ -217,6 +218,7 @@ class Effects:
 PatchPlan = Callable[[HookedTransformer, Group, int], list[tuple[str, Tensor, dict[str, Tensor] | None]]]
 
 
+@torch.no_grad()  # never build autograd graphs, whatever the caller's grad mode
 def run_effects(model: HookedTransformer, examples: Sequence[IOIExample], plan: PatchPlan,
                 shape: Callable[[int], tuple[int, ...]], cache_hooks: tuple[str, ...],
                 max_rows: int = 256) -> Effects:
@@ -317,6 +319,7 @@ def path_effects(model: HookedTransformer, examples: Sequence[IOIExample], **kw)
     return run_effects(model, examples, plan, lambda seq: (n_heads,), ("hook_z",), **kw)
 
 
+@torch.no_grad()  # never build autograd graphs, whatever the caller's grad mode
 def end_attention(model: HookedTransformer, examples: Sequence[IOIExample],
                   heads: Sequence[tuple[int, int]]) -> np.ndarray:
     """Attention from END to (IO, S1, S2) of each head on each clean prompt: [N, len(heads), 3]."""

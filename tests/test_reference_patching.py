@@ -134,3 +134,13 @@ def test_results_are_bitwise_deterministic_and_chunking_only_moves_rounding(mode
 def test_mean_is_nan_when_no_example_is_usable(model, dataset):
     eff = patching.mlp_effects(model, [dataset[1]])
     assert eff.clean_ld[0] <= 0 and np.isnan(eff.mean()).all()
+
+
+def test_reference_ignores_the_callers_grad_mode(model, dataset):
+    """Grad mode is per thread (batch grading uses threads): results must not depend on it."""
+    expected = patching.path_effects(model, dataset).effects
+    with torch.enable_grad():
+        got = patching.path_effects(model, dataset).effects
+        logits = graded.patch_mlp_layer(model, model.to_tokens(dataset[0].clean),
+                                        model.run_with_cache(model.to_tokens(dataset[0].corrupted))[1], 0)
+    assert np.array_equal(got, expected) and not logits.requires_grad
