@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 GRADER_FAILED = 2
@@ -95,26 +96,52 @@ def batch_main(argv: list[str]) -> int:
     return 0
 
 
+def _first_then_fresh(early, model: str, config):
+    """The pre-started worker for the first request, fresh ones after a crash or timeout."""
+    from .sandbox.runner import WorkerProcess
+    pending = [early]
+
+    def factory():
+        if pending:
+            return pending.pop().result()
+        return WorkerProcess(model, config.limits).start()
+    return factory
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "batch":
         return batch_main(argv[1:])
     args = _parser().parse_args(argv)
     start = time.perf_counter()
-    from reference.models import ModelUnavailableError
-
-    from .config import AssignmentConfig, ConfigError, GIVEN_FUNCTIONS
-    from .pipeline import grade_notebook, prepare
-    from .sandbox.runner import SandboxStartError
+    from .config import GIVEN_FUNCTIONS, AssignmentConfig, ConfigError  # no torch yet
+    from .sandbox.runner import SandboxStartError, WorkerProcess
     try:
         overrides = {"given_functions": GIVEN_FUNCTIONS} if args.include_given else {}
         config = (AssignmentConfig.from_toml(args.config, **overrides) if args.config
                   else AssignmentConfig(**overrides))
-        ref = prepare(args.model, config)
-        result = grade_notebook(args.submission, ref)
-    except (ModelUnavailableError, ConfigError, SandboxStartError) as exc:
+    except ConfigError as exc:
         print(f"grade: error: {exc}", file=sys.stderr)
         return GRADER_FAILED
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Start the sandbox worker first: its imports (torch, TransformerLens, ~5 s) then overlap
+        # with this process's own imports and the reference's preparation.
+        early = pool.submit(WorkerProcess(args.model, config.limits).start)
+        from reference.models import ModelUnavailableError
+
+        from .pipeline import grade_notebook, prepare
+        try:
+            ref = prepare(args.model, config)
+            result = grade_notebook(args.submission, ref, factory=_first_then_fresh(early, args.model, config))
+        except (ModelUnavailableError, SandboxStartError) as exc:
+            print(f"grade: error: {exc}", file=sys.stderr)
+            return GRADER_FAILED
+        finally:
+            if early.done() and early.exception() is None or not early.done():
+                try:
+                    early.result().kill()  # unused (an unreadable notebook) or already closed
+                except SandboxStartError:
+                    pass
     if args.json:
         result.write_json(args.json)
     if args.html:

@@ -32,17 +32,18 @@ def test_training_batches_have_one_bos_and_no_heldout_pair(model):
     assert (tokens[:, 0] == bos).all() and (tokens[:, 1] != bos).all()
     assert (tokens[torch.arange(64), last] == model.to_single_token(" to")).all()
     for row, t in zip(tokens, targets):
-        names = {model.tokenizer.decode(int(i)).strip() for i in row} & set(data.NAMES)
+        words = [model.tokenizer.decode(int(i)).strip() for i in row]
         answer = model.tokenizer.decode(int(t)).strip()
-        assert answer in names
-        assert not any(data.is_heldout_pair(answer, n) for n in names - {answer})
+        subject = next(w for w in words if w in data.NAMES and words.count(w) == 2)
+        assert answer in words and answer != subject
+        assert not data.is_heldout_pair(answer, subject)
 
 
 def test_training_is_bitwise_reproducible(tmp_path):
-    cfg = TrainConfig(steps=4, batch_size=16)
+    cfg = TrainConfig(steps=30, batch_size=16)
     a = train(cfg, tmp_path / "a", log_every=0)
     b = train(cfg, tmp_path / "b", log_every=0)
     assert a["losses"] == b["losses"]
-    assert a["losses"][0] > a["losses"][-1]  # it learns
+    assert sum(a["losses"][-5:]) < sum(a["losses"][:5])  # it learns
     assert sha256_file(tmp_path / "a" / "model.safetensors") == sha256_file(tmp_path / "b" / "model.safetensors")
     assert (tmp_path / "a" / "SHA256SUMS").read_text() == (tmp_path / "b" / "SHA256SUMS").read_text()
