@@ -41,3 +41,19 @@ def compute_patching_effect(clean_logit_diff, corrupted_logit_diff, patched_logi
 def preamble(graded: set[str]) -> str:
     """Source run before the submission: imports and the given helpers not being graded."""
     return IMPORTS + "".join(src for name, src in GIVEN.items() if name not in graded)
+
+
+# Modules lab notebooks import. Loaded by a worker before any student code (and by the zygote
+# before it forks), so a submission's own `import plotly.express as px` costs nothing.
+PRELOAD = ("numpy", "pandas", "einops", "matplotlib", "matplotlib.pyplot", "plotly.express",
+           "plotly.graph_objects", "plotly.subplots", "transformer_lens.hook_points")
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional library that is missing stays missing
+            pass

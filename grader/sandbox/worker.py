@@ -177,6 +177,7 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     model = load_model(args.model, device="cpu")
+    harness.preload()
     worker = Worker(model, args.workdir)
     os.makedirs(os.path.join(args.workdir, "out"), exist_ok=True)
     isolation = ["own session", "rlimits (address space, file size, processes, cpu)"]

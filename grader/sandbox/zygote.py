@@ -83,6 +83,7 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     model = load_model(args.model, device="cpu")
+    harness.preload()
     ZYGOTE_ISOLATION.extend(["own session", "rlimits (address space, file size, processes, cpu)"])
     if not os.environ.get("PATCHGRADE_NO_NETNS"):
         ZYGOTE_ISOLATION.append("network namespace (no network)")
