@@ -148,10 +148,6 @@ CHECKS: list[CheckSpec] = [
 ]
 
 
-def functions_in(sections: tuple[str, ...]) -> list[str]:
-    return list(dict.fromkeys(c.function for c in CHECKS if c.section in sections))
-
-
 def forward_passes(function: str, recipe: dict[str, Any], n_layers: int, n_heads: int, seq: int = 24) -> int:
     """How many forward passes a plain lab-style implementation needs: the unit of a deadline."""
     n = min(recipe.get("n_samples", 20), len(recipe.get("dataset", [])))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,3 @@ def summary_text(result: SubmissionResult) -> str:
     lines = [f"Score: {result.score:g} / {result.max_score:g}"]
     lines += [f"Problem: {p}" for p in result.problems]
     return "\n".join(lines)
-
-
-def as_dict(result: CheckResult) -> dict[str, Any]:
-    return asdict(result)

@@ -122,6 +122,17 @@ class Worker:
         return {"kind": "array", "type": kind, "file": f"{call_id}.npy", "shape": list(arr.shape),
                 "dtype": str(arr.dtype)}
 
+    def serve(self, commands, out) -> None:
+        """Answer requests (load the submission, call a function) until told to exit."""
+        for line in commands:
+            msg = json.loads(line)
+            if msg["op"] == "load":
+                _reply(out, self.load(msg, out))
+            elif msg["op"] == "call":
+                _reply(out, self.call(msg))
+            elif msg["op"] == "exit":
+                break
+
     def call(self, msg: dict) -> dict:
         from grader import inputs
 
@@ -188,14 +199,7 @@ def main() -> None:
     os.chdir(args.workdir)
     _reply(out, {"op": "ready", "isolation": isolation})
 
-    for line in commands:
-        msg = json.loads(line)
-        if msg["op"] == "load":
-            _reply(out, worker.load(msg, out))
-        elif msg["op"] == "call":
-            _reply(out, worker.call(msg))
-        elif msg["op"] == "exit":
-            break
+    worker.serve(commands, out)
     out.close()
     os._exit(0)
 

@@ -42,20 +42,9 @@ def _child(model, workdir: str, cmd_fd: int, reply_fd: int, log_fd: int) -> None
     commands = os.fdopen(cmd_fd, "r", encoding="utf-8")
     worker = Worker(model, workdir)
     os.makedirs(os.path.join(workdir, "out"), exist_ok=True)
-    first = True
-    for line in commands:
-        msg = json.loads(line)
-        if first:  # the parent has placed us in our cgroups: now announce and take student code
-            _reply(out, {"op": "ready", "isolation": ZYGOTE_ISOLATION + [f"per-submission {layer}"]})
-            first = False
-            if msg["op"] == "go":
-                continue
-        if msg["op"] == "load":
-            _reply(out, worker.load(msg, out))
-        elif msg["op"] == "call":
-            _reply(out, worker.call(msg))
-        elif msg["op"] == "exit":
-            break
+    commands.readline()  # "go": the parent has put us in our cgroups; now take student code
+    _reply(out, {"op": "ready", "isolation": ZYGOTE_ISOLATION + [f"per-submission {layer}"]})
+    worker.serve(commands, out)
     os._exit(0)
 
 
