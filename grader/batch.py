@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import re
+import statistics
 import tempfile
 import threading
 import time
@@ -203,8 +204,11 @@ def cohort_stats(results: dict[str, dict]) -> dict:
             errored.append((sid, ", ".join(sorted(reasons)) or "", data["extra_data"]["problems"][:2]))
         timings.append((sid, data["extra_data"].get("execution_seconds", 0.0),
                         data["extra_data"].get("student_seconds", 0.0)))
+    scores = [d["score"] for d in results.values()]
     return {
-        "scores": [d["score"] for d in results.values()],
+        "scores": scores,
+        "mean": statistics.mean(scores) if scores else None,
+        "median": statistics.median(scores) if scores else None,
         "max_score": max((d["max_score"] for d in results.values()), default=0),
         "pass_rates": {k: sum(v) / len(v) for k, v in per_check.items()},
         "diagnoses": diagnoses.most_common(15),
