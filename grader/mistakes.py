@@ -91,7 +91,7 @@ def _position_effects(model, example, hook_suffix: str) -> np.ndarray:
     out = np.zeros((model.cfg.n_layers, clean.shape[1]))
     for layer in range(model.cfg.n_layers):
         name = f"blocks.{layer}.{hook_suffix}"
-        masks = patching.position_masks(clean.shape[1], model.cfg.d_model, [[p] for p in range(clean.shape[1])])
+        masks = patching.position_masks(clean.shape[1], [[p] for p in range(clean.shape[1])])
         logits = patching.patched_logits(model, clean_cache, corr_cache[name], name, masks)
         out[layer] = ((c - ld(logits[:, 0])) / (c - k + 1e-10)).double().numpy()
     return out

@@ -43,7 +43,7 @@ def _single_patch(model: HookedTransformer, clean_tokens: torch.Tensor, corrupte
 def patch_residual_stream(model: HookedTransformer, clean_tokens: torch.Tensor, corrupted_cache,
                           layer: int, position: Optional[int] = None) -> torch.Tensor:
     positions = None if position is None else [[position]]
-    masks = patching.position_masks(clean_tokens.shape[1], model.cfg.d_model, positions, clean_tokens.device)
+    masks = patching.position_masks(clean_tokens.shape[1], positions, clean_tokens.device)
     return _single_patch(model, clean_tokens, corrupted_cache, f"blocks.{layer}.hook_resid_post", masks)
 
 
@@ -75,8 +75,7 @@ def find_name_positions(model: HookedTransformer, example: IOIExample) -> dict[s
 
 def patch_residual_at_positions(model: HookedTransformer, clean_tokens: torch.Tensor,
                                 corrupted_cache, layer: int, positions: Sequence[int]) -> torch.Tensor:
-    masks = patching.position_masks(clean_tokens.shape[1], model.cfg.d_model, [list(positions)],
-                                    clean_tokens.device)
+    masks = patching.position_masks(clean_tokens.shape[1], [list(positions)], clean_tokens.device)
     return _single_patch(model, clean_tokens, corrupted_cache, f"blocks.{layer}.hook_resid_post", masks)
 
 

@@ -124,7 +124,7 @@ def _after_patched_heads(model, layer, resid_mid, clean_z, masks, source) -> Ten
 
 # --- Masks for each patching kind ------------------------------------------------------------
 
-def position_masks(seq: int, d: int, positions: Sequence[Sequence[int]] | None,
+def position_masks(seq: int, positions: Sequence[Sequence[int]] | None,
                    device: torch.device | str = "cpu") -> Tensor:
     """[P, seq, 1] masks over positions (None: one patch of every position)."""
     if positions is None:
@@ -278,8 +278,7 @@ def resid_effects(model: HookedTransformer, examples: Sequence[IOIExample],
                   positions: Sequence[int] | None = None, **kw) -> Effects:
     """Patch `resid_post` of each layer at all positions (or at the set `positions`): [N, L]."""
     plan = lambda m, g, layer: [(f"blocks.{layer}.hook_resid_post",
-                                 position_masks(_seq(g), m.cfg.d_model,
-                                                None if positions is None else [positions], _dev(g)),
+                                 position_masks(_seq(g), None if positions is None else [positions], _dev(g)),
                                  None)]
     return run_effects(model, examples, plan, lambda seq: (), (), **kw)
 
@@ -287,8 +286,7 @@ def resid_effects(model: HookedTransformer, examples: Sequence[IOIExample],
 def resid_position_effects(model: HookedTransformer, examples: Sequence[IOIExample], **kw) -> Effects:
     """Patch `resid_post` at one (layer, position) at a time: [N, L, seq] (one token length)."""
     plan = lambda m, g, layer: [(f"blocks.{layer}.hook_resid_post",
-                                 position_masks(_seq(g), m.cfg.d_model,
-                                                [[s] for s in range(_seq(g))], _dev(g)), None)]
+                                 position_masks(_seq(g), [[s] for s in range(_seq(g))], _dev(g)), None)]
     return run_effects(model, examples, plan, lambda seq: (seq,), (), **kw)
 
 
