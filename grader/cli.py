@@ -137,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grade: error: {exc}", file=sys.stderr)
             return GRADER_FAILED
         finally:
-            if early.done() and early.exception() is None or not early.done():
-                try:
-                    early.result().kill()  # unused (an unreadable notebook) or already closed
-                except SandboxStartError:
-                    pass
+            try:
+                early.result().kill()  # unused (an unreadable notebook) or already closed
+            except SandboxStartError:
+                pass
     if args.json:
         result.write_json(args.json)
     if args.html:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -79,12 +78,8 @@ class Zygote:
         shutil.rmtree(self.pool, ignore_errors=True)
 
 
-@dataclass
 class ForkedWorker(WorkerProcess):
     """A worker forked from the zygote: same protocol as a spawned one, started in milliseconds."""
-    zygote: Zygote | None = None
-    limits: Limits = field(default_factory=Limits)
-    model: str = ""
 
     def __init__(self, zygote: Zygote, limits: Limits):
         self.zygote, self.limits, self.model = zygote, limits, zygote.model
