@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import re
 import statistics
 import tempfile
@@ -28,6 +29,8 @@ from .pipeline import Reference, grade_notebook
 from .report import write_html
 from .sandbox.isolation import Cgroups
 from .sandbox.pool import Zygote
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"[^A-Za-z0-9._@+-]+")
 
@@ -95,6 +98,7 @@ class CohortRun:
     skipped: int = 0
     seconds: float = 0.0
     student_ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # student id -> grader error (a bug of ours)
 
 
 def grade_cohort(source: Path, out: Path, ref: Reference, workers: int = 2, force: bool = False,
@@ -115,10 +119,11 @@ def grade_cohort(source: Path, out: Path, ref: Reference, workers: int = 2, forc
         if todo:
             zygote = Zygote(ref.model_name, ref.config.limits)
             try:
-                run.graded = _grade_all(todo, out, ref, zygote, workers, reveal, progress)
+                run.failed = _grade_all(todo, out, ref, zygote, workers, reveal, progress)
+                run.graded = len(todo) - len(run.failed)
             finally:
                 zygote.close()
-    write_gradebook(out, run.student_ids, ref)
+    write_gradebook(out, run.student_ids, ref, run.failed)
     write_cohort_html(out, run.student_ids)
     run.seconds = time.perf_counter() - start
     return run
@@ -134,7 +139,9 @@ def _is_done(out: Path, sub: Submission) -> bool:
 
 
 def _grade_all(todo: list[Submission], out: Path, ref: Reference, zygote: Zygote, workers: int,
-               reveal: str, progress: bool) -> int:
+               reveal: str, progress: bool) -> dict[str, str]:
+    """Grades every submission; one that breaks the grader itself is logged and left ungraded
+    (so a rerun retries it) instead of stopping the cohort."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), unit="sub", disable=not progress, desc="grading")
@@ -148,11 +155,21 @@ def _grade_all(todo: list[Submission], out: Path, ref: Reference, zygote: Zygote
             bar.update(1)
             bar.set_postfix_str(f"{sub.student_id}: {result.score:g}/{result.max_score:g}")
 
+    failed: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for future in as_completed([pool.submit(one, s) for s in todo]):
-            future.result()
+        futures = {pool.submit(one, s): s for s in todo}
+        for future in as_completed(futures):
+            sub = futures[future]
+            try:
+                future.result()
+            except Exception as exc:  # our bug, not the student's: keep grading the others
+                log.exception("grader error on %s", sub.student_id)
+                failed[sub.student_id] = f"{type(exc).__name__}: {exc}"
+                (out / "results" / f"{sub.student_id}.json").unlink(missing_ok=True)
+                with lock:
+                    bar.update(1)
     bar.close()
-    return len(todo)
+    return failed
 
 
 def load_results(out: Path, student_ids: list[str]) -> dict[str, dict]:
@@ -165,8 +182,10 @@ def load_results(out: Path, student_ids: list[str]) -> dict[str, dict]:
     return results
 
 
-def write_gradebook(out: Path, student_ids: list[str], ref: Reference) -> Path:
+def write_gradebook(out: Path, student_ids: list[str], ref: Reference,
+                    failed: dict[str, str] | None = None) -> Path:
     """gradebook.csv: one row per student, total and points per check, written atomically."""
+    failed = failed or {}
     results = load_results(out, student_ids)
     checks = [f"{pc.number} {pc.name}" for pc in ref.checks]
     path = out / "gradebook.csv"
@@ -177,7 +196,8 @@ def write_gradebook(out: Path, student_ids: list[str], ref: Reference) -> Path:
         for sid in student_ids:
             data = results.get(sid)
             if data is None:
-                w.writerow([sid, "", "", "not graded yet", *[""] * len(checks)])
+                why = f"grader error, not graded (rerun to retry): {failed[sid]}" if sid in failed else "not graded yet"
+                w.writerow([sid, "", "", why, *[""] * len(checks)])
                 continue
             points = {f"{t['number']} {t['name']}": t["score"] for t in data["tests"]}
             errors = [t["extra_data"]["reason"] for t in data["tests"]

@@ -93,6 +93,10 @@ def batch_main(argv: list[str]) -> int:
     print(f"{len(run.student_ids)} submissions: {run.graded} graded, {run.skipped} already done; "
           f"{run.seconds:.1f} s ({rate:.0f} per minute)")
     print(f"gradebook: {args.out / 'gradebook.csv'}\ndashboard: {args.out / 'cohort.html'}")
+    if run.failed:
+        print(f"grade batch: {len(run.failed)} submission(s) hit a grader error and were left ungraded "
+              f"(rerun to retry; please report it): {', '.join(sorted(run.failed))}", file=sys.stderr)
+        return GRADER_FAILED
     return 0
 
 

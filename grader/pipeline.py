@@ -43,6 +43,7 @@ class PreparedCheck:
     recipe: dict[str, Any]
     expected: Any
     timeout_s: float
+    labels: dict[str, list[str]] = field(default_factory=dict)  # axis labels for the report's pictures
     mistake_outputs: list | None = None   # computed on the first failure, then reused
 
     @property
@@ -91,8 +92,19 @@ def prepare(model_name: str = "embedded", config: AssignmentConfig | None = None
         expected = as_plain(getattr(reference_graded, spec.function)(*args))
         passes = checks_mod.forward_passes(spec.function, recipe, model.cfg.n_layers, model.cfg.n_heads)
         timeout = max(MIN_TIMEOUT_S, DEADLINE_FACTOR * passes * forward_s) * config.timeout_scale
-        ref.checks.append(PreparedCheck(spec, f"{section_no}.{per_section[spec.section]}", recipe, expected, timeout))
+        ref.checks.append(PreparedCheck(spec, f"{section_no}.{per_section[spec.section]}", recipe, expected,
+                                        timeout, _axis_labels(model, spec.function, recipe)))
     return ref
+
+
+def _axis_labels(model, function: str, recipe: dict) -> dict[str, list[str]]:
+    """Computed here, once: tokenizing during grading would race with the threads of `grade batch`
+    (TransformerLens flips `cfg.default_prepend_bos` while a mistake runs on the shared model)."""
+    if function == "compute_position_patching_effects":
+        return {"xlabels": [f"{i}:{t}" for i, t in enumerate(model.to_str_tokens(recipe["example"]["clean"], prepend_bos=True))]}
+    if function == "compute_name_mover_scores":
+        return {"xlabels": ["IO", "S1", "S2"], "ylabels": [f"L{l}H{h}" for l, h in recipe["heads"]]}
+    return {}
 
 
 MIN_TIMEOUT_S = 8.0
@@ -145,10 +157,8 @@ def _evaluate(ref: Reference, pc: PreparedCheck, raw: RawResult, timeout: float)
     details = {k: v for k, v in (("max_abs_diff", result.max_abs), ("mismatched", result.mismatched),
                                  ("total", result.total)) if v}
     arrays = _small_arrays(pc.expected, raw.value)
-    if arrays and spec.function == "compute_position_patching_effects":
-        arrays["xlabels"] = [f"{i}:{t}" for i, t in enumerate(ref.model.to_str_tokens(pc.recipe["example"]["clean"]))]
-    if arrays and spec.function == "compute_name_mover_scores":
-        arrays["xlabels"], arrays["ylabels"] = ["IO", "S1", "S2"], [f"L{l}H{h}" for l, h in pc.recipe["heads"]]
+    if arrays:
+        arrays.update(pc.labels)
     if result.passed:
         return CheckResult(score=spec.points, status="passed", reason="ok", output="correct", details=details,
                            arrays=arrays, **base)

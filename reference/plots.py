@@ -36,6 +36,10 @@ def heatmap(matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_yticks(range(matrix.shape[0]))
     ax.set_xticks(range(matrix.shape[1]))
+    if xticklabels is not None and len(xticklabels) != matrix.shape[1]:
+        xticklabels = None  # labels that do not fit the matrix would mislabel it: show indices
+    if yticklabels is not None and len(yticklabels) != matrix.shape[0]:
+        yticklabels = None
     if xticklabels is not None:
         ax.set_xticklabels(xticklabels, rotation=60 if len(xticklabels) > 4 else 0,
                            ha="right" if len(xticklabels) > 4 else "center", fontsize=8)

@@ -137,3 +137,50 @@ def test_cohort_dashboard_renders_in_a_browser(model, tmp_path):
         assert page.locator("#diagnoses").inner_text().count("divided by n_samples") == 1
         assert errors == []
         browser.close()
+
+
+def test_report_labels_are_fixed_at_prepare_time(model, tmp_path):
+    """Regression: labels were tokenized while grading, racing with `grade batch`'s other thread
+    (TransformerLens flips `cfg.default_prepend_bos` inside `to_single_token`), which lost the BOS
+    label and crashed the report. Grading must not depend on that shared state."""
+    from grader.pipeline import grade_notebook
+    from grader.report import render_html
+
+    ref = prepare("embedded", model=model)
+    model.cfg.default_prepend_bos = False  # what the other thread can leave visible mid-call
+    try:
+        result = grade_notebook(notebook(tmp_path / "s.ipynb"), ref)
+    finally:
+        model.cfg.default_prepend_bos = True
+    position = [t for t in result.tests if t.function == "compute_position_patching_effects"]
+    assert position and all(len(t.arrays["xlabels"]) == len(t.arrays["expected"][0]) for t in position)
+    assert position[0].arrays["xlabels"][0] == "0:<|endoftext|>"
+    assert 'alt="yours for compute_position_patching_effects' in render_html(result)
+
+
+def test_a_grader_error_on_one_student_does_not_stop_the_cohort(model, tmp_path, monkeypatch):
+    import grader.batch as batch
+
+    ref = prepare("embedded", model=model)
+    cohort, out = tmp_path / "cohort", tmp_path / "out"
+    cohort.mkdir()
+    notebook(cohort / "alice.ipynb")
+    notebook(cohort / "bob.ipynb", [MISTAKES_A])
+    real_write_html = batch.write_html
+
+    def broken_for_bob(result, path, reveal="full"):
+        if Path(path).stem == "bob":
+            raise RuntimeError("simulated report bug")
+        real_write_html(result, path, reveal=reveal)
+
+    monkeypatch.setattr(batch, "write_html", broken_for_bob)
+    run = grade_cohort(cohort, out, ref, workers=2, progress=False)
+    assert run.graded == 1 and list(run.failed) == ["bob"] and "simulated report bug" in run.failed["bob"]
+    book = _gradebook(out)
+    assert float(book["alice"]["total"]) == 36
+    assert book["bob"]["total"] == "" and "grader error" in book["bob"]["problems"]
+
+    monkeypatch.setattr(batch, "write_html", real_write_html)  # the bug is fixed: a rerun retries bob only
+    again = grade_cohort(cohort, out, ref, workers=2, progress=False)
+    assert again.graded == 1 and again.skipped == 1 and not again.failed
+    assert float(_gradebook(out)["bob"]["total"]) < 36
