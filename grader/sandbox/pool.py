@@ -131,16 +131,5 @@ class ForkedWorker(WorkerProcess):
     def kill(self) -> None:
         if self.pid is None:
             return
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.cgroups.kill_all()
-        self.cgroups.remove()
-        for f in (self.reader, self.commands):
-            try:
-                f.close()
-            except OSError:
-                pass
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._tear_down(self.pid, (self.reader, self.commands))  # the zygote reaps its children
         self.pid = None

@@ -162,23 +162,30 @@ class WorkerProcess:
     def kill(self) -> None:
         if getattr(self, "proc", None) is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.cgroups.kill_all()
+        self._tear_down(self.proc.pid, (self.reader, self.log, self.proc.stdin), self._reap)
+        self.proc = None
+
+    def _reap(self) -> None:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+
+    def _tear_down(self, pid: int, files, reap=lambda: None) -> None:
+        """Kill the worker's process group and cgroups, close its pipes, remove its work dir."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.cgroups.kill_all()
+        reap()
         self.cgroups.remove()
-        for f in (self.reader, self.log, self.proc.stdin):
+        for f in files:
             try:
                 f.close()
             except OSError:
                 pass
         shutil.rmtree(self.workdir, ignore_errors=True)
-        self.proc = None
 
     def log_tail(self, n: int = 2000) -> str:
         try:
